@@ -30,14 +30,15 @@ class UserError(Exception):
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    """Build a dataset from a prompt corpus (resumes an unfinished run folder)."""
     from pipeline.config import load_config
-    from pipeline.workflow import format_summary, run_dataset
+    from pipeline.workflow import config_with, format_summary, run_dataset
 
     config = load_config(args.config)
     if args.scheduler:
-        config = config.replace(cluster=config.cluster.__class__(**{**vars(config.cluster), "scheduler": args.scheduler}))
+        config = config_with(config, "cluster", scheduler=args.scheduler)
     if args.workers:
-        config = config.replace(cluster=config.cluster.__class__(**{**vars(config.cluster), "n_workers": args.workers}))
+        config = config_with(config, "cluster", n_workers=args.workers)
     summary = run_dataset(config, args.out, prompts=args.prompts, force=args.force)
     print(format_summary(summary))
     return 0

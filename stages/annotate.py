@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 from pipeline.atomic import read_parquet, write_parquet
 from pipeline.config import RunConfig
 from pipeline.contracts import GENERATED, INSTANCES, OBJECTS, SKIPPED, WORD_STATS, WORDS, RunDir
-from pipeline.daam import HeatMap, WordNotFoundError
+from pipeline.daam import HeatMap, HeatMapLookupError
 from pipeline.masks import binary_mask, bbox, encode, instance_score, normalize_heat, polygons, split_instances
 
 __all__ = ["run_partition", "annotation_taus"]
@@ -81,7 +81,7 @@ def run_partition(run: RunDir, config: RunConfig, partition: int) -> dict[str, A
             if key not in span_heat:
                 try:
                     span_heat[key] = heat_map.upsampled(heat_map.span(start, end), size=size)
-                except WordNotFoundError as err:
+                except HeatMapLookupError as err:  # past the token limit: recorded, not guessed
                     span_heat[key] = None
                     skips.append(
                         {

@@ -63,12 +63,8 @@ def read_partitions(folder: Path, pattern: str, schema: pa.Schema) -> pa.Table:
     return pa.concat_tables(parts) if parts else schema.empty_table()
 
 
-def _categories(run: RunDir, config: RunConfig, objects: pa.Table) -> list[dict[str, Any]]:
-    if config.extract.vocabulary == "open":
-        names = sorted(set(objects["category"].to_pylist()))
-    else:
-        names = category_names(config.extract.vocabulary)
-    return coco.category_list(names)
+def _categories(config: RunConfig, objects: pa.Table) -> list[dict[str, Any]]:
+    return coco.category_list(category_names(config.extract.vocabulary, objects["category"].to_pylist()))
 
 
 def _annotations(instances: pd.DataFrame, category_ids: dict[str, int], tau: float) -> list[dict[str, Any]]:
@@ -109,7 +105,7 @@ def run(run: RunDir, config: RunConfig) -> dict[str, Any]:
     images = read_partitions(run.generate, "part-*.parquet", GENERATED).to_pandas().sort_values("image_id")
     instances = read_partitions(run.annotate, "instances-*.parquet", INSTANCES).to_pandas()
     word_stats = read_partitions(run.annotate, "words-*.parquet", WORD_STATS)
-    categories = _categories(run, config, objects)
+    categories = _categories(config, objects)
     category_ids = {c["name"]: c["id"] for c in categories}
     unknown = set(instances["category"]) - set(category_ids)
     if unknown:
@@ -243,8 +239,9 @@ def _write_previews(
         size = (row.height, row.width)
         maps = {}
         for word in heat_map.words:
-            if word.text.isalnum() and word.text not in maps:
-                maps[word.text] = heat_map.upsampled(heat_map.span(word.start_char, word.end_char), size=size)
+            if word.text.isalnum() and not word.truncated:
+                label = word.text if word.occurrence == 0 else f"{word.text} ({word.occurrence + 1})"
+                maps[label] = heat_map.upsampled(heat_map.span(word.start, word.end), size=size)
         inst = main[main["image_id"] == row.image_id]
         masks = [decode({"size": [r.height, r.width], "counts": r.rle_counts}) for r in inst.itertuples()]
         drawn = draw_instances(

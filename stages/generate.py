@@ -71,10 +71,6 @@ def _trace_options(config: RunConfig) -> dict[str, Any]:
     }
 
 
-def _prompt_token_count(pipe: Any, prompt: str) -> int:
-    return len(pipe.tokenizer(prompt, truncation=False).input_ids)
-
-
 def _generate_batch(
     run: RunDir, config: RunConfig, pipe: Any, batch: Sequence[dict[str, Any]], worker: str
 ) -> list[dict[str, Any]]:
@@ -101,7 +97,6 @@ def _generate_batch(
     with trace(pipe, **_trace_options(config)) as tracer:
         images = pipe(prompts, **call).images
     heat_maps = tracer.heat_maps()
-    limit = pipe.tokenizer.model_max_length
     rows = []
     for i, (image, heat_map) in enumerate(zip(images, heat_maps, strict=True)):
         record = batch[i // ipp]
@@ -111,7 +106,6 @@ def _generate_batch(
             image.save(tmp, format="PNG")
         with atomic_path(run.heatmap_file(image_id)) as tmp:
             heat_map.save(tmp)
-        n_tokens = _prompt_token_count(pipe, record["prompt"])
         rows.append(
             {
                 "image_id": image_id,
@@ -125,8 +119,8 @@ def _generate_batch(
                 "model": config.model.id,
                 "steps": g.steps,
                 "guidance_scale": g.guidance_scale,
-                "n_prompt_tokens": n_tokens,
-                "truncated": n_tokens > limit,
+                "n_prompt_tokens": heat_map.n_prompt_tokens,
+                "truncated": heat_map.truncated,
                 "worker": worker,
             }
         )
