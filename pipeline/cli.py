@@ -34,6 +34,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from pipeline.config import load_config
     from pipeline.workflow import config_with, format_summary, run_dataset
 
+    if not args.verbose:
+        import distributed  # noqa: F401  (its import sets its loggers to INFO; set them after)
+
+        # Dask's INFO lines (workers starting and closing) would drown the progress bars
+        for name in ("distributed", "dask"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     config = load_config(args.config)
     if args.scheduler:
         config = config_with(config, "cluster", scheduler=args.scheduler)

@@ -252,9 +252,15 @@ def _check(config: RunConfig) -> RunConfig:
 def config_from_dict(data: dict[str, Any] | None, *, base_dir: Path | None = None) -> RunConfig:
     """Validate a mapping (as read from YAML) into a ``RunConfig``."""
     config = _check(_build(RunConfig, dict(data or {}), ""))
-    if config.corpus and base_dir is not None and not Path(config.corpus).is_absolute():
-        resolved = (base_dir / config.corpus).resolve()
-        config = config.replace(corpus=str(resolved))
+    if base_dir is None:
+        return config
+    # paths in a config file are relative to that file, wherever the command runs
+    if config.corpus and not Path(config.corpus).is_absolute():
+        config = config.replace(corpus=str((base_dir / config.corpus).resolve()))
+    vocabulary = config.extract.vocabulary
+    if vocabulary.endswith((".yaml", ".yml")) and not Path(vocabulary).is_absolute():
+        extract = dataclasses.replace(config.extract, vocabulary=str((base_dir / vocabulary).resolve()))
+        config = config.replace(extract=extract)
     return config
 
 

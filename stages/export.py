@@ -247,7 +247,13 @@ def _write_previews(
         drawn = draw_instances(
             image, masks, [list(r.bbox) for r in inst.itertuples()], list(inst["category"]), list(inst["score"])
         )
-        picture = word_grid(drawn, maps, title=f"{row.image_id}: {prompts[row.prompt_id]['prompt']}")
+        picture = word_grid(
+            image,
+            maps,
+            title=f"{row.image_id}: {prompts[row.prompt_id]['prompt']}",
+            normalize=config.annotate.normalize,
+            extra_tiles=[(drawn, f"instances, tau {config.annotate.tau:g}")],
+        )
         with atomic_path(run.previews / f"{row.image_id:08d}.png") as tmp:
             picture.save(tmp, format="PNG")
     return n
