@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pipeline.cli_review import add_review_commands
 from pipeline.config import ConfigError
 
 log = logging.getLogger("daamset")
@@ -98,9 +99,7 @@ def _add_maps_command(sub: argparse._SubParsersAction) -> None:
 
 
 # ------------------------------------------------------------ review and evaluate
-# The `labelstudio`, `review` and `evaluate` commands live in pipeline/cli_review.py
-# (function `add_review_commands(subparsers)`), `train-embedded` in
-# pipeline/cli_train.py (`add_train_command(subparsers)`); build_parser adds them.
+# The `labelstudio`, `review` and `evaluate` commands live in pipeline/cli_review.py.
 
 
 # ----------------------------------------------------------------------- parser
@@ -112,27 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_run_command(sub)
     _add_maps_command(sub)
-    for add in _optional_command_groups():
-        add(sub)
+    add_review_commands(sub)
     return parser
-
-
-def _optional_command_groups() -> list:
-    """Command groups defined next to their implementation."""
-    groups = []
-    try:
-        from pipeline.cli_review import add_review_commands
-
-        groups.append(add_review_commands)
-    except ImportError:  # pragma: no cover - only while a group is being written
-        pass
-    try:
-        from pipeline.cli_train import add_train_command
-
-        groups.append(add_train_command)
-    except ImportError:  # pragma: no cover
-        pass
-    return groups
 
 
 def main(argv: Sequence[str] | None = None) -> int:

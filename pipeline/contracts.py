@@ -9,7 +9,7 @@ code. Data flows one way:
     generate -> images/*.png, heatmaps/*.safetensors, generate/part-NNNNN.parquet
     annotate -> annotate/instances-NNNNN.parquet, annotate/words-NNNNN.parquet
     export   -> coco/*.json, stats/*.parquet, previews/*.png
-    review   -> review/ground_truth.json (+ review/tasks.parquet)
+    review   -> review/{project.json,tasks.parquet} (push), review/{ground_truth.json,status.parquet} (pull)
     evaluate -> eval/summary.json, eval/per_category.parquet, eval/*.png
 
 Partitioned stages (generate, annotate) work on fixed slices of prompts:
@@ -39,6 +39,11 @@ __all__ = [
     "GENERATED",
     "INSTANCES",
     "WORD_STATS",
+    "IMAGE_STATS",
+    "CATEGORY_STATS",
+    "REVIEW_TASKS",
+    "REVIEW_STATUS",
+    "PER_CATEGORY",
     "RunDir",
     "image_id_for",
 ]
@@ -159,6 +164,80 @@ WORD_STATS = pa.schema(
         ("heat_max", pa.float32()),
         ("heat_min", pa.float32()),
         ("heat_std", pa.float32()),
+    ]
+)
+
+
+# stats/images.parquet: one row per generated image.
+IMAGE_STATS = pa.schema(
+    [
+        ("image_id", pa.int64()),
+        ("prompt_id", pa.int64()),
+        ("prompt", pa.string()),
+        ("file_name", pa.string()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("seed", pa.int64()),
+        ("truncated", pa.bool_()),
+        ("n_objects", pa.int32()),
+        ("n_instances", pa.int32()),
+    ]
+)
+
+# stats/categories.parquet: one row per category (at the main tau).
+CATEGORY_STATS = pa.schema(
+    [
+        ("category_id", pa.int64()),
+        ("category", pa.string()),
+        ("n_mentions", pa.int64()),
+        ("n_images", pa.int64()),
+        ("n_instances", pa.int64()),
+        ("mean_area", pa.float64()),
+        ("mean_score", pa.float64()),
+        ("mean_coverage", pa.float64()),
+    ]
+)
+
+# review/tasks.parquet: the run's tasks in its Label Studio project (written by push)
+REVIEW_TASKS = pa.schema(
+    [
+        ("image_id", pa.int64()),
+        ("task_id", pa.int64()),
+        ("project_id", pa.int64()),
+    ]
+)
+
+# review/status.parquet: what became of each task (written by pull)
+REVIEW_STATUS = pa.schema(
+    [
+        ("image_id", pa.int64()),
+        ("task_id", pa.int64()),
+        ("status", pa.string()),  # annotated | skipped | unannotated
+        ("annotation_id", pa.int64()),  # the annotation used (annotated only)
+        ("annotator", pa.string()),
+        ("annotated_at", pa.string()),  # ISO 8601, as the server reports it
+        ("lead_time", pa.float64()),  # seconds the annotator spent, as the server reports it
+        ("n_annotations", pa.int32()),  # all annotations of the task, cancelled included
+        ("n_instances", pa.int32()),  # instances written to ground_truth.json
+        ("notes", pa.string()),  # regions dropped and why, or null
+    ]
+)
+
+# eval/per_category.parquet
+PER_CATEGORY = pa.schema(
+    [
+        ("tau", pa.float64()),
+        ("category_id", pa.int64()),
+        ("category", pa.string()),
+        ("segm_AP", pa.float64()),  # null: no ground truth of this category in the reviewed images
+        ("segm_AP50", pa.float64()),
+        ("segm_AP75", pa.float64()),
+        ("bbox_AP", pa.float64()),
+        ("bbox_AP50", pa.float64()),
+        ("bbox_AP75", pa.float64()),
+        ("miou", pa.float64()),  # null: no (image, category) pair in the ground truth
+        ("n_gt", pa.int64()),
+        ("n_pred", pa.int64()),
     ]
 )
 
@@ -286,5 +365,30 @@ class RunDir:
         return self.review / "ground_truth.json"
 
     @property
+    def review_project(self) -> Path:
+        """The Label Studio project of the run (id, title, server URL; never the key)."""
+        return self.review / "project.json"
+
+    @property
+    def review_tasks(self) -> Path:
+        return self.review / "tasks.parquet"
+
+    @property
+    def review_status(self) -> Path:
+        return self.review / "status.parquet"
+
+    @property
     def eval(self) -> Path:
         return self.root / "eval"
+
+    @property
+    def eval_summary(self) -> Path:
+        return self.eval / "summary.json"
+
+    @property
+    def eval_per_category(self) -> Path:
+        return self.eval / "per_category.parquet"
+
+    @property
+    def eval_plot(self) -> Path:
+        return self.eval / "ap_vs_tau.png"

@@ -25,30 +25,13 @@ import pyarrow as pa
 
 from pipeline.atomic import atomic_path, write_json, write_parquet
 from pipeline.config import RunConfig
-from pipeline.contracts import RunDir
+from pipeline.contracts import PER_CATEGORY, RunDir
 from pipeline.metrics import coco_ap, miou_per_noun
 
-__all__ = ["PER_CATEGORY", "evaluate", "format_table", "plot_summary", "tau_key"]
+__all__ = ["evaluate", "format_table", "plot_summary", "tau_key"]
 
 log = logging.getLogger(__name__)
 
-# eval/per_category.parquet
-PER_CATEGORY = pa.schema(
-    [
-        ("tau", pa.float64()),
-        ("category_id", pa.int64()),
-        ("category", pa.string()),
-        ("segm_AP", pa.float64()),  # null: no ground truth of this category in the reviewed images
-        ("segm_AP50", pa.float64()),
-        ("segm_AP75", pa.float64()),
-        ("bbox_AP", pa.float64()),
-        ("bbox_AP50", pa.float64()),
-        ("bbox_AP75", pa.float64()),
-        ("miou", pa.float64()),  # null: no (image, category) pair in the ground truth
-        ("n_gt", pa.int64()),
-        ("n_pred", pa.int64()),
-    ]
-)
 
 _AP_KEYS = ("AP", "AP50", "AP75")
 
@@ -68,7 +51,9 @@ def _load(path: Path, hint: str) -> Any:
 def evaluate(run_dir: str | os.PathLike[str], config: RunConfig) -> dict[str, Any]:
     """Score every tau of ``config.evaluate.taus``; returns the summary written to eval/summary.json."""
     run = RunDir(Path(run_dir).resolve())
-    gt = _load(run.ground_truth_json, f"review the run and pull the annotations first (`daamset review pull {run.root}`)")
+    gt = _load(
+        run.ground_truth_json, f"review the run and pull the annotations first (`daamset review pull {run.root}`)"
+    )
     image_ids = sorted(int(img["id"]) for img in gt.get("images", []))
     if not image_ids:
         raise ValueError(f"{run.ground_truth_json} holds no reviewed images: annotate some tasks, then pull again")
@@ -112,9 +97,9 @@ def evaluate(run_dir: str | os.PathLike[str], config: RunConfig) -> dict[str, An
             )
         log.info("tau %g: segm AP %s, bbox AP %s, mIoU %s", tau, segm["AP"], bbox["AP"], miou["mIoU"])
 
-    write_json(run.eval / "summary.json", summary, indent=2)
-    write_parquet(run.eval / "per_category.parquet", rows, PER_CATEGORY)
-    plot_summary(summary, run.eval / "ap_vs_tau.png")
+    write_json(run.eval_summary, summary, indent=2)
+    write_parquet(run.eval_per_category, rows, PER_CATEGORY)
+    plot_summary(summary, run.eval_plot)
     return summary
 
 

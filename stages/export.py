@@ -22,39 +22,23 @@ from tqdm.auto import tqdm
 from pipeline import coco
 from pipeline.atomic import atomic_path, read_parquet, write_parquet
 from pipeline.config import RunConfig
-from pipeline.contracts import GENERATED, INSTANCES, OBJECTS, PROMPTS, SKIPPED, WORD_STATS, RunDir
+from pipeline.contracts import (
+    CATEGORY_STATS,
+    GENERATED,
+    IMAGE_STATS,
+    INSTANCES,
+    OBJECTS,
+    PROMPTS,
+    SKIPPED,
+    WORD_STATS,
+    RunDir,
+)
 from pipeline.vocabulary import category_names
 
 __all__ = ["run", "read_partitions"]
 
 log = logging.getLogger(__name__)
 
-IMAGE_STATS = pa.schema(
-    [
-        ("image_id", pa.int64()),
-        ("prompt_id", pa.int64()),
-        ("prompt", pa.string()),
-        ("file_name", pa.string()),
-        ("width", pa.int32()),
-        ("height", pa.int32()),
-        ("seed", pa.int64()),
-        ("truncated", pa.bool_()),
-        ("n_objects", pa.int32()),
-        ("n_instances", pa.int32()),
-    ]
-)
-CATEGORY_STATS = pa.schema(
-    [
-        ("category_id", pa.int64()),
-        ("category", pa.string()),
-        ("n_mentions", pa.int64()),
-        ("n_images", pa.int64()),
-        ("n_instances", pa.int64()),
-        ("mean_area", pa.float64()),
-        ("mean_score", pa.float64()),
-        ("mean_coverage", pa.float64()),
-    ]
-)
 
 
 def read_partitions(folder: Path, pattern: str, schema: pa.Schema) -> pa.Table:

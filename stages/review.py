@@ -59,13 +59,11 @@ from pipeline import masks
 from pipeline.atomic import atomic_path, write_json, write_parquet
 from pipeline.coco import annotation_entry, instances_dataset
 from pipeline.config import RunConfig
-from pipeline.contracts import RunDir
+from pipeline.contracts import REVIEW_STATUS, REVIEW_TASKS, RunDir
 from pipeline.labelstudio import convert
 from pipeline.labelstudio.client import Connection, LabelStudioError, NotFound, ProjectNotFound, connect
 
 __all__ = [
-    "REVIEW_TASKS",
-    "REVIEW_STATUS",
     "ReviewError",
     "push",
     "pull",
@@ -78,30 +76,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# review/tasks.parquet: the run's tasks in its Label Studio project (written by push)
-REVIEW_TASKS = pa.schema(
-    [
-        ("image_id", pa.int64()),
-        ("task_id", pa.int64()),
-        ("project_id", pa.int64()),
-    ]
-)
 
-# review/status.parquet: what became of each task (written by pull)
-REVIEW_STATUS = pa.schema(
-    [
-        ("image_id", pa.int64()),
-        ("task_id", pa.int64()),
-        ("status", pa.string()),  # annotated | skipped | unannotated
-        ("annotation_id", pa.int64()),  # the annotation used (annotated only)
-        ("annotator", pa.string()),
-        ("annotated_at", pa.string()),  # ISO 8601, as the server reports it
-        ("lead_time", pa.float64()),  # seconds the annotator spent, as the server reports it
-        ("n_annotations", pa.int32()),  # all annotations of the task, cancelled included
-        ("n_instances", pa.int32()),  # instances written to ground_truth.json
-        ("notes", pa.string()),  # regions dropped and why, or null
-    ]
-)
 
 BOX_SUFFIX = "-box"  # a rectangle with id "<brush id>-box" belongs to that brush region
 IMPORT_BATCH = 50  # tasks per import request (brush RLEs make tasks large)
@@ -112,15 +87,15 @@ class ReviewError(RuntimeError):
 
 
 def project_file(run: RunDir) -> Path:
-    return run.review / "project.json"
+    return run.review_project
 
 
 def tasks_file(run: RunDir) -> Path:
-    return run.review / "tasks.parquet"
+    return run.review_tasks
 
 
 def status_file(run: RunDir) -> Path:
-    return run.review / "status.parquet"
+    return run.review_status
 
 
 def project_title(run: RunDir, config: RunConfig) -> str:
@@ -137,9 +112,7 @@ def _load_json(path: Path, hint: str) -> Any:
 # ------------------------------------------------------------------ sampling
 
 
-def sample_images(
-    dataset: Mapping[str, Any], sample_size: int, *, stratify: bool = True, seed: int = 0
-) -> list[int]:
+def sample_images(dataset: Mapping[str, Any], sample_size: int, *, stratify: bool = True, seed: int = 0) -> list[int]:
     """Image ids to review, sorted; the same inputs always give the same sample.
 
     Stratified: categories take turns (in id order, images without any
@@ -317,7 +290,9 @@ def _prediction(
         region_id = f"i{int(image['id'])}-{n}"
         regions.append(convert.brush_result(mask, label, id=region_id, score=score))
         box = res.get("bbox") or masks.bbox(masks.encode(mask))
-        regions.append(convert.rect_result(box, label, id=region_id + BOX_SUFFIX, width=width, height=height, score=score))
+        regions.append(
+            convert.rect_result(box, label, id=region_id + BOX_SUFFIX, width=width, height=height, score=score)
+        )
     scores = [float(r.get("score", 1.0)) for r in results]
     return {
         "model_version": f"daamset tau={tau:g}",
@@ -501,7 +476,9 @@ def _choose_annotation(annotations: Sequence[Mapping[str, Any]]) -> Mapping[str,
     finished = [a for a in annotations if not a.get("was_cancelled")]
     if not finished:
         return None
-    return max(finished, key=lambda a: (bool(a.get("ground_truth")), str(a.get("updated_at") or a.get("created_at") or "")))
+    return max(
+        finished, key=lambda a: (bool(a.get("ground_truth")), str(a.get("updated_at") or a.get("created_at") or ""))
+    )
 
 
 def _annotator_names(conn: Connection) -> dict[int, str]:
