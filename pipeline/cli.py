@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline.cli_review import add_review_commands
+from pipeline.cli_review import add_review_commands, push_run
 from pipeline.config import ConfigError
 
 log = logging.getLogger("daamset")
@@ -48,6 +48,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         config = config_with(config, "cluster", n_workers=args.workers)
     summary = run_dataset(config, args.out, prompts=args.prompts, force=args.force)
     print(format_summary(summary))
+    if args.review:
+        return push_run(args.out, config)
     return 0
 
 
@@ -60,6 +62,11 @@ def _add_run_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=None, help="LocalCluster workers (overrides cluster.n_workers)")
     p.add_argument(
         "--force", action="store_true", help="reuse a run folder made with a different config (outputs are redone)"
+    )
+    p.add_argument(
+        "--review",
+        action="store_true",
+        help="then push a sample to Label Studio (LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY) for review",
     )
     p.set_defaults(func=_cmd_run)
 

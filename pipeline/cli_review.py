@@ -21,7 +21,7 @@ from typing import Any
 
 from pipeline.config import RunConfig, load_config
 
-__all__ = ["add_review_commands"]
+__all__ = ["add_review_commands", "push_run"]
 
 log = logging.getLogger("daamset")
 
@@ -106,12 +106,17 @@ def _review_config(args: argparse.Namespace) -> RunConfig:
 
 
 def _cmd_review_push(args: argparse.Namespace) -> int:
+    return push_run(args.run_dir, _review_config(args), url=args.url)
+
+
+def push_run(run_dir: Path, config: RunConfig, *, url: str | None = None) -> int:
+    """Push a run's sample to Label Studio and print where to review it (``review push``, ``run --review``)."""
     from pipeline.labelstudio.client import LabelStudioError
     from stages.review import ReviewError, push
 
     _quiet_http_logs()
     try:
-        report = push(args.run_dir, _review_config(args), url=args.url)
+        report = push(run_dir, config, url=url)
     except (LabelStudioError, ReviewError) as err:
         return _fail(err)
     print(
