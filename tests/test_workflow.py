@@ -250,3 +250,21 @@ def test_real_cluster_on_loopback_uses_the_gpu_worker(reference_run: tuple[Path,
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def test_the_model_is_loaded_once_per_worker_and_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pipeline.models
+    from stages import generate
+
+    real_load, calls = pipeline.models.load_pipeline, []
+
+    def counting_load(*args, **kwargs):
+        calls.append(args)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline.models, "load_pipeline", counting_load)
+    generate._pipeline.cache_clear()
+    corpus = write_corpus(tmp_path / "p.txt", PROMPTS[:5])
+    summary = run_dataset(fast_config(tmp_path, partition_size=2), tmp_path / "run", prompts=corpus)
+    assert summary["generate"]["images"] == 5  # three partitions ...
+    assert len(calls) == 1  # ... one model load
