@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pipeline.cli_review import add_review_commands, push_run
+from pipeline.cli_train import add_train_command
 from pipeline.config import ConfigError
 
 log = logging.getLogger("daamset")
@@ -106,7 +107,8 @@ def _add_maps_command(sub: argparse._SubParsersAction) -> None:
 
 
 # ------------------------------------------------------------ review and evaluate
-# The `labelstudio`, `review` and `evaluate` commands live in pipeline/cli_review.py.
+# The `labelstudio`, `review` and `evaluate` commands live in pipeline/cli_review.py,
+# `train-embedded` in pipeline/cli_train.py.
 
 
 # ----------------------------------------------------------------------- parser
@@ -119,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_command(sub)
     _add_maps_command(sub)
     add_review_commands(sub)
+    add_train_command(sub)
     return parser
 
 
