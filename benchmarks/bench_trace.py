@@ -14,7 +14,6 @@ bytes of tensors the tracer holds after 10 and after 50 steps.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import statistics
 import sys

@@ -146,10 +146,12 @@ def embedded_model_path() -> Path:
         build_embedded_model(tmp)
         try:
             os.rename(tmp, folder)
-        except OSError:
+        except OSError as err:
             # another process finished first: its folder is identical, keep it
             if not (folder / "model_index.json").exists():
-                raise
+                raise ModelNotFoundError(
+                    f"{folder} exists but holds no model_index.json (not written by daamset?); remove it to rebuild"
+                ) from err
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return folder

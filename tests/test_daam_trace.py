@@ -171,3 +171,20 @@ def test_half_precision_model_accumulates_in_float32(daamset_cache):
     for layer, acc in record.sums.items():
         heads = pipe.unet.get_submodule(layer).heads
         np.testing.assert_allclose(acc.sum(dim=-1).numpy(), heads * 2, rtol=1e-3)
+
+
+def test_any_original_processor_is_kept_for_the_output(embedded_pipe):
+    # the explicit (non-fused) processor: trace wraps whatever is installed, outputs stay bit-identical
+    from diffusers.models.attention_processor import AttnProcessor
+
+    saved = dict(embedded_pipe.unet.attn_processors)
+    embedded_pipe.unet.set_attn_processor(AttnProcessor())
+    try:
+        plain = embedded_pipe("a teapot", num_inference_steps=2, generator=_gen(3), output_type="latent").images
+        with trace(embedded_pipe) as tracer:
+            traced = embedded_pipe("a teapot", num_inference_steps=2, generator=_gen(3), output_type="latent").images
+        assert torch.equal(plain, traced)
+        assert all(isinstance(p, AttnProcessor) for p in embedded_pipe.unet.attn_processors.values())
+        assert tracer.heat_maps()[0].tokens == ("a", "teapot")
+    finally:
+        embedded_pipe.unet.set_attn_processor(dict(saved))

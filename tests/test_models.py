@@ -122,3 +122,11 @@ def test_reduced_pipelines_keep_the_layer_layout(arch, kwargs, n_cross):
     # deterministic in the seed
     again = build_pipeline(arch, sample_size=8, **kwargs)
     assert all(torch.equal(a, b) for a, b in zip(pipe.unet.parameters(), again.unet.parameters()))
+
+
+def test_local_folder_of_another_layout_loads_through_the_same_path(tmp_path):
+    # SDXL has no safety checker: load_pipeline must not pass one
+    build_pipeline("sdxl", width=10, text_width=8, text_layers=2, sample_size=8).save_pretrained(tmp_path / "sdxl")
+    pipe = load_pipeline(str(tmp_path / "sdxl"), device="cpu")
+    assert type(pipe).__name__ == "StableDiffusionXLPipeline"
+    assert pipe.tokenizer_2("a photo of a cat")["input_ids"][:7] == [49406, 320, 1125, 539, 320, 2368, 49407]
