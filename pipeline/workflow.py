@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ import yaml
 from dask.base import tokenize
 from tqdm.auto import tqdm
 
+from pipeline.atomic import write_text
 from pipeline.cluster import INLINE, dask_client, gpu_resource_available
 from pipeline.config import ConfigError, RunConfig, config_from_dict, config_to_dict
 from pipeline.contracts import RunDir
@@ -151,14 +153,10 @@ def _prepare_run_dir(run: RunDir, config: RunConfig, force: bool) -> None:
         if changed:
             log.warning("--force: redoing %s with a changed config", run.root)
             _clear_outputs(run)
-    from pipeline.atomic import write_text
-
     write_text(run.config, yaml.safe_dump(wanted, sort_keys=False))
 
 
 def _clear_outputs(run: RunDir) -> None:
-    import shutil
-
     for folder in (run.extract, run.generate, run.annotate, run.coco, run.stats, run.previews, run.images, run.heatmaps):
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -268,3 +268,15 @@ def test_the_model_is_loaded_once_per_worker_and_reused(tmp_path: Path, monkeypa
     summary = run_dataset(fast_config(tmp_path, partition_size=2), tmp_path / "run", prompts=corpus)
     assert summary["generate"]["images"] == 5  # three partitions ...
     assert len(calls) == 1  # ... one model load
+
+
+def test_force_redoes_a_run_with_a_changed_config(tmp_path: Path) -> None:
+    corpus = write_corpus(tmp_path / "p.txt", PROMPTS[:2])
+    run_dir = tmp_path / "run"
+    run_dataset(fast_config(tmp_path), run_dir, prompts=corpus)
+    first = dataset_files(run_dir)
+    changed = config_with(fast_config(tmp_path), "generation", steps=6, batch_size=2)
+    summary = run_dataset(changed, run_dir, prompts=corpus, force=True)
+    assert summary["generate"]["partitions_done_before"] == 0  # redone, not resumed
+    assert "steps: 6" in (run_dir / "run.yaml").read_text()
+    assert dataset_files(run_dir)["images"] != first["images"]
