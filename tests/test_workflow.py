@@ -280,3 +280,26 @@ def test_force_redoes_a_run_with_a_changed_config(tmp_path: Path) -> None:
     assert summary["generate"]["partitions_done_before"] == 0  # redone, not resumed
     assert "steps: 6" in (run_dir / "run.yaml").read_text()
     assert dataset_files(run_dir)["images"] != first["images"]
+
+
+def test_a_prompt_that_fails_to_generate_is_skipped_not_fatal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from stages import generate
+
+    real = generate._generate_batch
+
+    def failing_on_horses(run, config, pipe, batch, worker):
+        if any("horse" in record["prompt"] for record in batch):
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return real(run, config, pipe, batch, worker)
+
+    monkeypatch.setattr(generate, "_generate_batch", failing_on_horses)
+    prompts = ["a cat on a mat", "a horse in a field", "a dog on a sofa"]
+    run_dir = tmp_path / "run"
+    summary = run_dataset(fast_config(tmp_path), run_dir, prompts=write_corpus(tmp_path / "p.txt", prompts))
+    assert summary["generate"] == {"images": 2, "skipped": 1, "partitions_done_before": 0}
+    skipped = pq.read_table(run_dir / "stats" / "skipped.parquet").to_pandas()
+    row = skipped[skipped["stage"] == "generate"].iloc[0]
+    assert row["input"] == "a horse in a field" and "out of memory" in row["reason"]
+    # the batch-mate of the failing prompt was generated on its own
+    captions = json.loads((run_dir / "coco" / "captions.json").read_text())["annotations"]
+    assert sorted(c["caption"] for c in captions) == ["a cat on a mat", "a dog on a sofa"]
