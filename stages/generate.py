@@ -105,7 +105,7 @@ def _generate_batch(
         with atomic_path(run.image_file(image_id)) as tmp:
             image.save(tmp, format="PNG")
         with atomic_path(run.heatmap_file(image_id)) as tmp:
-            heat_map.save(tmp)
+            heat_map.with_params(seed=seeds[i], image_id=image_id, prompt_id=record["prompt_id"]).save(tmp)
         rows.append(
             {
                 "image_id": image_id,

@@ -114,6 +114,17 @@ def test_stats_cover_every_word_and_category(reference_run: tuple[Path, Path]) -
     assert sorted(p.name for p in (run_dir / "previews").glob("*.png")), "no preview pictures"
 
 
+def test_heat_maps_carry_their_generation_parameters(reference_run: tuple[Path, Path]) -> None:
+    from pipeline.daam import HeatMap
+
+    run_dir, _ = reference_run
+    images = {i["id"]: i for i in json.loads((run_dir / "coco" / "instances.json").read_text())["images"]}
+    heat_map = HeatMap.load(run_dir / "heatmaps" / "00000002.safetensors")
+    assert heat_map.prompt == images[2]["prompt"]
+    assert heat_map.params["seed"] == images[2]["seed"] and heat_map.params["image_id"] == 2
+    assert heat_map.params["steps"] == 4 and heat_map.params["guidance"] is True
+
+
 def test_rerun_skips_finished_work_and_changes_nothing(reference_run: tuple[Path, Path], tmp_path: Path) -> None:
     run_dir, corpus = reference_run
     before = dataset_files(run_dir)
