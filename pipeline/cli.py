@@ -42,6 +42,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         # Dask's INFO lines (workers starting and closing) would drown the progress bars
         for name in ("distributed", "dask"):
             logging.getLogger(name).setLevel(logging.WARNING)
+        # At shutdown a worker that imported torch and diffusers takes 2-5 s to exit; the
+        # nanny then kills it with a warning. Every result is on disk by then: not news.
+        logging.getLogger("distributed.nanny").setLevel(logging.ERROR)
     config = load_config(args.config)
     if args.scheduler:
         config = config_with(config, "cluster", scheduler=args.scheduler)
