@@ -142,6 +142,11 @@ class RunConfig:
     def replace(self, **changes: Any) -> RunConfig:
         return dataclasses.replace(self, **changes)
 
+    @property
+    def annotation_taus(self) -> list[float]:
+        """Every tau a run annotates and exports: the main one, the sweep, and those evaluate scores."""
+        return sorted({self.annotate.tau, *self.annotate.sweep, *self.evaluate.taus})
+
 
 _RANGES: dict[str, tuple[float | None, float | None]] = {
     "generation.steps": (1, None),

@@ -24,14 +24,9 @@ from pipeline.contracts import GENERATED, INSTANCES, OBJECTS, SKIPPED, WORD_STAT
 from pipeline.daam import HeatMap, HeatMapLookupError
 from pipeline.masks import binary_mask, bbox, encode, instance_score, normalize_heat, polygons, split_instances
 
-__all__ = ["run_partition", "annotation_taus"]
+__all__ = ["run_partition", "object_instances"]
 
 log = logging.getLogger(__name__)
-
-
-def annotation_taus(config: RunConfig) -> list[float]:
-    """Every tau the run annotates: the main one, the sweep, and those evaluate needs."""
-    return sorted({config.annotate.tau, *config.annotate.sweep, *config.evaluate.taus})
 
 
 def _rows_by_prompt(path: Any, schema: Any, prompt_ids: set[int]) -> dict[int, list[dict[str, Any]]]:
@@ -65,7 +60,7 @@ def run_partition(run: RunDir, config: RunConfig, partition: int) -> dict[str, A
     prompt_ids = {row["prompt_id"] for row in images}
     words = _rows_by_prompt(run.words, WORDS, prompt_ids)
     objects = _rows_by_prompt(run.objects, OBJECTS, prompt_ids)
-    taus = annotation_taus(config)
+    taus = config.annotation_taus
     normalize = config.annotate.normalize
 
     instance_rows: list[dict[str, Any]] = []

@@ -109,8 +109,7 @@ def run(run: RunDir, config: RunConfig) -> dict[str, Any]:
     annotations = _annotations(instances, category_ids, tau)
     coco.save_coco(run.instances_json, coco.instances_dataset(image_entries, annotations, categories, info=info))
     coco.save_coco(run.predictions_json, coco.results_from_annotations(annotations))
-    taus = sorted(set(instances["tau"].round(6))) if len(instances) else [tau]
-    for t in sorted(set(taus) | {tau}):
+    for t in config.annotation_taus:  # every tau, also one at which no mask survived
         coco.save_coco(run.predictions_at(t), coco.results_from_annotations(_annotations(instances, category_ids, t)))
     captions = [
         coco.caption_entry(row.image_id, row.image_id, prompts[row.prompt_id]["prompt"])
