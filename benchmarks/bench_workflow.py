@@ -25,7 +25,8 @@ import torch  # noqa: E402
 
 from pipeline.config import load_config  # noqa: E402
 from pipeline.contracts import RunDir  # noqa: E402
-from pipeline.workflow import config_with, run_dataset  # noqa: E402
+from pipeline.config import config_with  # noqa: E402
+from pipeline.workflow import run_dataset  # noqa: E402
 from stages import annotate, export, extract  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent

@@ -33,8 +33,8 @@ class UserError(Exception):
 
 def _cmd_run(args: argparse.Namespace) -> int:
     """Build a dataset from a prompt corpus (resumes an unfinished run folder)."""
-    from pipeline.config import load_config
-    from pipeline.workflow import config_with, format_summary, run_dataset
+    from pipeline.config import config_with, load_config
+    from pipeline.workflow import format_summary, run_dataset
 
     if not args.verbose:
         import distributed  # noqa: F401  (its import sets its loggers to INFO; set them after)

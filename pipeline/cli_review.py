@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import RunConfig, load_config
+from pipeline.config import RunConfig, config_with, load_config
 
 __all__ = ["add_review_commands", "push_run"]
 
@@ -101,7 +101,7 @@ def _review_config(args: argparse.Namespace) -> RunConfig:
     if getattr(args, "project_title", None) is not None:
         changes["project_title"] = args.project_title
     if changes:
-        config = config.replace(review=config.review.__class__(**{**vars(config.review), **changes}))
+        config = config_with(config, "review", **changes)
     return config
 
 

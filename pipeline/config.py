@@ -33,6 +33,7 @@ __all__ = [
     "load_config",
     "config_from_dict",
     "config_to_dict",
+    "config_with",
     "DEFAULT_CONFIG",
 ]
 
@@ -267,6 +268,11 @@ def config_from_dict(data: dict[str, Any] | None, *, base_dir: Path | None = Non
         extract = dataclasses.replace(config.extract, vocabulary=str((base_dir / vocabulary).resolve()))
         config = config.replace(extract=extract)
     return config
+
+
+def config_with(config: RunConfig, section: str, **changes: Any) -> RunConfig:
+    """A copy of ``config`` with keys of one section changed (``config_with(c, "cluster", n_workers=2)``)."""
+    return config.replace(**{section: dataclasses.replace(getattr(config, section), **changes)})
 
 
 def load_config(path: str | Path | None = None) -> RunConfig:

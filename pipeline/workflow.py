@@ -13,7 +13,6 @@ With ``inline`` as ``cluster.scheduler`` no Dask cluster is started at all.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import shutil
@@ -224,8 +223,3 @@ def format_summary(summary: Mapping[str, Any]) -> str:
         "  seconds    " + ", ".join(f"{k} {v}" for k, v in summary["seconds"].items()),
     ]
     return "\n".join(lines)
-
-
-def config_with(config: RunConfig, section: str, **changes: Any) -> RunConfig:
-    """A copy of ``config`` with keys of one section changed (``config_with(c, "cluster", n_workers=2)``)."""
-    return config.replace(**{section: dataclasses.replace(getattr(config, section), **changes)})

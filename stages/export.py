@@ -106,11 +106,13 @@ def run(run: RunDir, config: RunConfig) -> dict[str, Any]:
         if config.annotate.normalize == "max"
         else "(heat - min) / (max - min) > tau  (DAAM reference code)",
     }
-    annotations = _annotations(instances, category_ids, tau)
+    # every tau, also one at which no mask survived; the main tau is also the dataset's
+    by_tau = {t: _annotations(instances, category_ids, t) for t in config.annotation_taus}
+    annotations = by_tau[tau]
     coco.save_coco(run.instances_json, coco.instances_dataset(image_entries, annotations, categories, info=info))
     coco.save_coco(run.predictions_json, coco.results_from_annotations(annotations))
-    for t in config.annotation_taus:  # every tau, also one at which no mask survived
-        coco.save_coco(run.predictions_at(t), coco.results_from_annotations(_annotations(instances, category_ids, t)))
+    for t, at_tau in by_tau.items():
+        coco.save_coco(run.predictions_at(t), coco.results_from_annotations(at_tau))
     captions = [
         coco.caption_entry(row.image_id, row.image_id, prompts[row.prompt_id]["prompt"])
         for row in images.itertuples(index=False)

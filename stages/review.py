@@ -69,9 +69,6 @@ __all__ = [
     "pull",
     "sample_images",
     "project_title",
-    "tasks_file",
-    "status_file",
-    "project_file",
 ]
 
 log = logging.getLogger(__name__)
@@ -84,18 +81,6 @@ IMPORT_BATCH = 50  # tasks per import request (brush RLEs make tasks large)
 
 class ReviewError(RuntimeError):
     """The run folder and the Label Studio project do not fit together; the message says how."""
-
-
-def project_file(run: RunDir) -> Path:
-    return run.review_project
-
-
-def tasks_file(run: RunDir) -> Path:
-    return run.review_tasks
-
-
-def status_file(run: RunDir) -> Path:
-    return run.review_status
 
 
 def project_title(run: RunDir, config: RunConfig) -> str:
@@ -149,7 +134,7 @@ def sample_images(dataset: Mapping[str, Any], sample_size: int, *, stratify: boo
 
 
 def _project_record(run: RunDir) -> dict[str, Any] | None:
-    path = project_file(run)
+    path = run.review_project
     if not path.is_file():
         return None
     return json.loads(path.read_text(encoding="utf-8"))
@@ -160,8 +145,8 @@ def _get_project(conn: Connection, run: RunDir, project_id: int) -> Any:
         return conn.call(f"get project {project_id}", conn.sdk.projects.get, project_id)
     except NotFound:
         raise ProjectNotFound(
-            f"Label Studio project {project_id} recorded in {project_file(run)} no longer exists on "
-            f"{conn.url} (deleted?). Remove {project_file(run)} and push again to create a new project."
+            f"Label Studio project {project_id} recorded in {run.review_project} no longer exists on "
+            f"{conn.url} (deleted?). Remove {run.review_project} and push again to create a new project."
         ) from None
 
 
@@ -194,7 +179,7 @@ def _find_or_create_project(
         )
         project_id, created = int(project.id), True
         log.info("created project %s %r", project_id, title)
-    write_json(project_file(run), {"project_id": project_id, "title": title, "url": conn.url}, indent=2)
+    write_json(run.review_project, {"project_id": project_id, "title": title, "url": conn.url}, indent=2)
     return project_id, created
 
 
@@ -367,7 +352,7 @@ def push(
 
     all_tasks = _existing_tasks(conn, project_id)
     write_parquet(
-        tasks_file(run),
+        run.review_tasks,
         [{"image_id": i, "task_id": t, "project_id": project_id} for i, t in sorted(all_tasks.items())],
         REVIEW_TASKS,
     )
@@ -507,7 +492,7 @@ def pull(
     run = RunDir(Path(run_dir).resolve())
     record = _project_record(run)
     if record is None:
-        raise FileNotFoundError(f"{project_file(run)} not found: push the run first (`daamset review push {run.root}`)")
+        raise FileNotFoundError(f"{run.review_project} not found: push the run first (`daamset review push {run.root}`)")
     dataset = _load_json(run.instances_json, "the run folder is incomplete")
     images = {int(img["id"]): img for img in dataset["images"]}
     cat_ids = {str(c["name"]): int(c["id"]) for c in dataset["categories"]}
@@ -515,7 +500,7 @@ def pull(
     conn = connection or connect(url, api_key)
     if record.get("url") != conn.url:
         raise ReviewError(
-            f"{project_file(run)} names project {record['project_id']} on {record.get('url')}, but the "
+            f"{run.review_project} names project {record['project_id']} on {record.get('url')}, but the "
             f"connection is to {conn.url}: set LABEL_STUDIO_URL to the server the run was pushed to"
         )
     conn.check()
@@ -608,7 +593,7 @@ def pull(
     # both files appear together, or neither: rename only after both are written
     with ExitStack() as stack:
         gt_tmp = stack.enter_context(atomic_path(run.ground_truth_json))
-        status_tmp = stack.enter_context(atomic_path(status_file(run)))
+        status_tmp = stack.enter_context(atomic_path(run.review_status))
         gt_tmp.write_text(json.dumps(ground_truth, ensure_ascii=False), encoding="utf-8")
         pq.write_table(status_table, status_tmp)
 
@@ -625,6 +610,6 @@ def pull(
         "instances": len(gt_annotations),
         "instances_by_source": dict(sources),
         "ground_truth": str(run.ground_truth_json),
-        "status": str(status_file(run)),
+        "status": str(run.review_status),
         "seconds": time.monotonic() - t0,
     }

@@ -238,7 +238,7 @@ def test_edits_change_ap_and_miou_by_what_they_imply(tmp_path: Path, conn: Conne
     assert sorted(got) == [1, 2, 3, 6]
     assert all(_same_objects(got[i], expected[i]) for i in expected)
 
-    status = {r["image_id"]: r for r in pq.read_table(review.status_file(run)).to_pylist()}
+    status = {r["image_id"]: r for r in pq.read_table(run.review_status).to_pylist()}
     assert {i: status[i]["status"] for i in status} == {
         1: "annotated", 2: "annotated", 3: "annotated", 4: "skipped", 5: "unannotated", 6: "annotated"
     }  # fmt: skip
@@ -278,7 +278,7 @@ def test_push_twice_adds_no_duplicates_and_a_bigger_sample_adds_only_the_new(tmp
     assert third["imported"] == 2 and third["tasks"] == 5
     image_ids = [int(t.data["image_id"]) for t in conn.sdk.tasks.list(project=first["project_id"])]
     assert len(image_ids) == len(set(image_ids)) == 5
-    tasks = pq.read_table(review.tasks_file(run)).to_pylist()
+    tasks = pq.read_table(run.review_tasks).to_pylist()
     assert sorted(r["image_id"] for r in tasks) == sorted(image_ids)
     # the image each task points at is served by Label Studio, byte for byte
     task = next(iter(conn.sdk.tasks.list(project=first["project_id"])))
@@ -446,7 +446,7 @@ def test_a_label_outside_the_run_is_recorded_not_guessed(tmp_path: Path, conn: C
     zebra = convert.brush_result(missed_mask(), "zebra", id="z1")
     act_as_reviewer(conn, report["project_id"], lambda i, regions: regions + [zebra])
     review.pull(run.root, config, connection=conn)
-    (row,) = pq.read_table(review.status_file(run)).to_pylist()
+    (row,) = pq.read_table(run.review_status).to_pylist()
     assert row["status"] == "annotated" and "'zebra' is not a category" in row["notes"]
     gt = json.loads(run.ground_truth_json.read_text())
     assert len(gt["annotations"]) == len(synthetic_objects(1)[1])
@@ -458,9 +458,9 @@ def test_a_document_root_the_server_does_not_have_is_caught_before_importing(tmp
     with pytest.raises(review.ReviewError, match="document root"):
         # true only if the server's root is not tmp_path: ours and CI's use "/"
         review.push(run.root, config, connection=conn, document_root=tmp_path)
-    project_id = json.loads(review.project_file(run).read_text())["project_id"]
+    project_id = json.loads(run.review_project.read_text())["project_id"]
     assert list(conn.sdk.tasks.list(project=project_id)) == []
-    assert not review.tasks_file(run).exists()
+    assert not run.review_tasks.exists()
 
 
 def test_cli_push_and_pull(

@@ -13,7 +13,7 @@ import yaml
 from pipeline.cli import main
 from pipeline.config import config_to_dict
 from pipeline.labelstudio.client import connect
-from pipeline.workflow import config_with
+from pipeline.config import config_with
 from tests.test_review import accept, act_as_reviewer
 from tests.test_workflow import PROMPTS, fast_config, write_corpus
 

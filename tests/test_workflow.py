@@ -18,7 +18,8 @@ from pycocotools import mask as mask_utils
 from pipeline.coco import load_coco
 from pipeline.config import load_config
 from pipeline.metrics import coco_ap
-from pipeline.workflow import config_with, run_dataset
+from pipeline.config import config_with
+from pipeline.workflow import run_dataset
 
 REPO = Path(__file__).resolve().parent.parent
 
