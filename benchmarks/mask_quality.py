@@ -71,9 +71,12 @@ def write_corpus(path: Path, n: int, seed: int = 0) -> list[str]:
     return captions
 
 
-def benchmark_config(run_dir: Path, model: str | None) -> Path:
-    """``configs/benchmark.yaml`` with ``model.id`` replaced (when given), saved beside the results."""
+def benchmark_config(run_dir: Path, model: str | None, resolutions: Sequence[int] | None = None) -> Path:
+    """``configs/benchmark.yaml`` with ``model.id`` (and ``heatmap.resolutions``) replaced when given,
+    saved beside the results."""
     data = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
+    if resolutions is not None:
+        data.setdefault("heatmap", {})["resolutions"] = [int(r) for r in resolutions]
     if model is not None:
         data.setdefault("model", {})["id"] = str(Path(model).resolve()) if Path(model).exists() else model
     elif not Path(data["model"]["id"]).is_absolute() and (ROOT / data["model"]["id"]).exists():
@@ -201,8 +204,10 @@ def evaluate_run(run_dir: str | Path, taus: Sequence[float] = TAUS) -> dict[str,
     for o in objects:
         per_noun[o["noun"]]["requested"] += o["requested"]
         per_noun[o["noun"]]["drawn"] += o["drawn"]
+    heatmap = yaml.safe_load(run.config.read_text(encoding="utf-8")).get("heatmap", {}) if run.config.exists() else {}
     summary = {
         "run_dir": str(run.root),
+        "heatmap_resolutions": heatmap.get("resolutions"),  # None: every cross-attention layer (the method)
         "n_images": len(rows),
         "n_objects_requested": sum(o["requested"] for o in objects),
         "generation_accuracy": sum(o["drawn"] for o in objects) / max(1, sum(o["requested"] for o in objects)),
@@ -249,6 +254,8 @@ def format_table(summary: dict[str, Any]) -> str:
     lines.append(f"generation accuracy {summary['generation_accuracy']:.3f} "
                  f"({summary['n_objects_requested']} objects in {summary['n_images']} images)")  # fmt: skip
     lines.append("per noun drawn: " + ", ".join(f"{n} {v['accuracy']:.2f}" for n, v in summary["per_noun"].items()))
+    res = summary.get("heatmap_resolutions")
+    lines.append("heat maps from " + ("every cross-attention layer" if not res else f"the layers at grid heights {res}"))
     return "\n".join(lines)
 
 
@@ -258,16 +265,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--model", default=None, help="trained pipeline folder (default: configs/benchmark.yaml's model.id)")
     p.add_argument("--n", type=int, default=60, help="held-out captions")
     p.add_argument("--seed", type=int, default=0, help="which held-out captions")
+    p.add_argument("--resolutions", type=int, nargs="+", default=None,
+                   help="heat maps from the layers at these latent grid heights only (heatmap.resolutions)")  # fmt: skip
     p.add_argument("--skip-run", action="store_true", help="only score an existing run folder")
+    p.add_argument("--report", type=Path, default=None,
+                   help="also write the summary here (the shipped figures: benchmarks/results/mask_quality.json)")  # fmt: skip
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if not args.skip_run:
         prompts = args.out / "benchmark" / "prompts.txt"
         write_corpus(prompts, args.n, args.seed)
-        run_dataset(benchmark_config(args.out, args.model), prompts, args.out)
+        run_dataset(benchmark_config(args.out, args.model, args.resolutions), prompts, args.out)
     summary = evaluate_run(args.out)
     print(format_table(summary))
     print(f"written: {args.out / 'benchmark' / 'summary.json'}")
+    if args.report is not None:
+        command = "benchmarks/mask_quality.py " + " ".join(str(a) for a in (argv if argv is not None else sys.argv[1:]))
+        write_json(args.report, {"command": command, **summary, "run_dir": str(args.out)}, indent=2)
+        print(f"written: {args.report}")
     return 0
 
 

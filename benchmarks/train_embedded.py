@@ -1,6 +1,6 @@
 """Train the embedded text-to-image model on the procedural scene world (one command).
 
-    .venv/bin/python benchmarks/train_embedded.py --out outputs/embedded-sd --steps 30000 --device auto
+    .venv/bin/python benchmarks/train_embedded.py --out outputs/embedded-train --threads 2 [--ship]
 
 The same options as ``daamset train-embedded`` (``pipeline.cli_train.add_train_arguments``).
 Reproduces the weights from ``--seed``; resumes from ``OUT/checkpoint.pt`` when

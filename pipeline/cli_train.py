@@ -16,11 +16,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     """The options of ``daamset train-embedded`` (and ``benchmarks/train_embedded.py``)."""
     p = parser
     p.add_argument("--out", type=Path, required=True, help="output folder (a rerun resumes it)")
-    p.add_argument("--steps", type=int, default=30000, help="U-Net + text encoder steps")
+    p.add_argument("--steps", type=int, default=3000, help="U-Net + text encoder steps")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--vae-steps", type=int, default=1500, help="autoencoder pretraining steps")
+    p.add_argument("--vae-steps", type=int, default=600, help="autoencoder pretraining steps")
     p.add_argument("--vae-batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--warmup", type=int, default=200)
     p.add_argument("--caption-dropout", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
@@ -31,6 +31,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     p.add_argument(
         "--unet-channels", type=int, nargs="+", default=None, help="U-Net block widths (default: pipeline.training)"
     )
+    p.add_argument(
+        "--ship", nargs="?", const="", default=None, metavar="DIR",
+        help="then copy the weights in float16 to DIR (default: the embedded model's folder, pipeline/assets/embedded)",
+    )  # fmt: skip
     p.add_argument("--no-resume", action="store_true", help="refuse to continue an existing checkpoint")
     return p
 

@@ -1,22 +1,17 @@
 """Load a text-to-image pipeline: the embedded default model, a local folder or a hub id.
 
 Every model goes through one code path, ``DiffusionPipeline.from_pretrained(folder
-or id)``. The embedded default model is a small Stable Diffusion pipeline built
-offline on first use (random weights from a fixed seed, the real CLIP tokenizer)
-and cached as an ordinary diffusers folder, so it is loaded exactly as a real
-model would be. It draws noise; it exists so that everything runs on a machine
-without a GPU or network access.
-
-To replace the embedded model (e.g. with a trained one), change
-``build_embedded_model`` and bump ``EMBEDDED_VERSION`` so caches are rebuilt.
+or id)``. The embedded default model is a small Stable Diffusion pipeline that
+the project trains itself on its procedural scene world (``daamset
+train-embedded``, pipeline.training) and ships as an ordinary diffusers folder
+(``pipeline/assets/embedded``), so it is loaded exactly as a real model would be
+and everything runs on a machine without a GPU or network access. It draws
+64x64 scenes of suns, clouds, trees, houses, balls, cars, boats and flowers.
 """
 
 from __future__ import annotations
 
-import logging
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,22 +22,19 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EMBEDDED",
-    "EMBEDDED_VERSION",
+    "EMBEDDED_DIR",
     "ModelNotFoundError",
-    "build_embedded_model",
-    "cache_root",
     "embedded_model_path",
     "load_pipeline",
     "resolve_device",
     "resolve_dtype",
 ]
 
-log = logging.getLogger(__name__)
-
 EMBEDDED = "embedded"
-# Part of the cache folder name: bump it whenever build_embedded_model changes.
-EMBEDDED_VERSION = "v1"
-_EMBEDDED_SEED = 0
+# The shipped weights of the embedded model (float16 safetensors, ~20 MB): a
+# StableDiffusionPipeline trained on the procedural scene world
+# (pipeline.scenes) by ``daamset train-embedded``; see pipeline.training.
+EMBEDDED_DIR = Path(__file__).resolve().parent / "assets" / "embedded"
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -51,110 +43,14 @@ class ModelNotFoundError(FileNotFoundError):
     """The requested model is neither a local folder nor available in the local hub cache."""
 
 
-def cache_root() -> Path:
-    """Where daamset caches built models: ``$DAAMSET_CACHE`` or ``~/.cache/daamset``."""
-    env = os.environ.get("DAAMSET_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "daamset"
-
-
-def build_embedded_model(folder: Path) -> None:
-    """Write the embedded default model to ``folder`` as a diffusers pipeline folder.
-
-    A tiny Stable Diffusion 1.x layout: a 2-level U-Net (cross-attention at the
-    latent resolution and at half of it, mid block included), a 3-level VAE
-    (latents are 1/4 of the image side), a 2-layer CLIP text encoder over the
-    full CLIP vocabulary, DDIM. Weights are random from a fixed seed, so every
-    build is identical. Default image size 64x64 (16x16 latents), fast on CPU.
-    """
-    # imported here: diffusers/transformers are slow to import and only needed to build
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    from pipeline.clip_tokenizer import MODEL_MAX_LENGTH, VOCAB_SIZE, clip_tokenizer
-
-    text_width = 32
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(_EMBEDDED_SEED)
-        unet = UNet2DConditionModel(
-            sample_size=16,
-            in_channels=4,
-            out_channels=4,
-            block_out_channels=(32, 64),
-            layers_per_block=1,
-            down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-            cross_attention_dim=text_width,
-            attention_head_dim=2,  # diffusers' legacy name: the number of heads
-            norm_num_groups=16,
-        )
-        vae = AutoencoderKL(
-            in_channels=3,
-            out_channels=3,
-            block_out_channels=(16, 32, 32),
-            down_block_types=("DownEncoderBlock2D",) * 3,
-            up_block_types=("UpDecoderBlock2D",) * 3,
-            layers_per_block=1,
-            latent_channels=4,
-            norm_num_groups=16,
-            sample_size=64,
-        )
-        text_encoder = CLIPTextModel(
-            CLIPTextConfig(
-                vocab_size=VOCAB_SIZE,
-                hidden_size=text_width,
-                intermediate_size=64,
-                num_hidden_layers=2,
-                num_attention_heads=4,
-                max_position_embeddings=MODEL_MAX_LENGTH,
-                projection_dim=text_width,
-                bos_token_id=49406,
-                eos_token_id=49407,
-                pad_token_id=49407,
-            )
-        )
-    scheduler = DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-    )
-    pipe = StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder.eval(),
-        tokenizer=clip_tokenizer(),
-        unet=unet.eval(),
-        scheduler=scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    pipe.save_pretrained(folder, safe_serialization=True)
-
-
 def embedded_model_path() -> Path:
-    """The folder of the embedded default model, built (atomically) on first use."""
-    root = cache_root()
-    folder = root / f"embedded-{EMBEDDED_VERSION}"
-    if (folder / "model_index.json").exists():
-        return folder
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=root))
-    try:
-        log.info("building the embedded default model in %s", folder)
-        build_embedded_model(tmp)
-        try:
-            os.rename(tmp, folder)
-        except OSError as err:
-            # another process finished first: its folder is identical, keep it
-            if not (folder / "model_index.json").exists():
-                raise ModelNotFoundError(
-                    f"{folder} exists but holds no model_index.json (not written by daamset?); remove it to rebuild"
-                ) from err
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return folder
+    """The folder of the embedded default model (shipped with the package)."""
+    if not (EMBEDDED_DIR / "model_index.json").exists():
+        raise ModelNotFoundError(
+            f"the embedded model's weights are missing from {EMBEDDED_DIR} (a partial checkout or install?); "
+            "reinstall daamset, or rebuild them with `daamset train-embedded --out DIR --ship` "
+        )
+    return EMBEDDED_DIR
 
 
 def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:

@@ -4,18 +4,26 @@ The model is a standard diffusers ``StableDiffusionPipeline``, so it runs
 through exactly the code path of real checkpoints (cross-attention capture
 included):
 
-- ``AutoencoderKL`` with one 2x downsampling (64x64x3 pictures <-> 32x32x4
+- ``AutoencoderKL`` with two 2x downsamplings (64x64x3 pictures <-> 16x16x8
   latents), trained first to near-identity on scene pictures (phase ``vae``);
 - ``UNet2DConditionModel`` on the latents, cross-attention at 16x16 and 8x8 and
-  in the middle block, trained with the text encoder (phase ``unet``) on the
+  in the 4x4 middle block, trained with the text encoder (phase ``unet``) on the
   usual epsilon objective, captions dropped with probability ``caption_dropout``
   (replaced by "", the pipeline's unconditional prompt) so that
   classifier-free guidance works;
-- ``CLIPTextModel`` (causal attention, like CLIP's, so a token only sees the
-  words before it and each word's attention stays its own) with the project's
-  offline CLIP tokenizer;
+- ``CLIPTextModel`` with the project's offline CLIP tokenizer, by default with
+  no transformer layers (token + position embeddings and the final layer norm):
+  the limit of CLIP's causal attention, where no token, the padding included,
+  carries another word. A jointly trained encoder with layers learns to pack the
+  caption into the padding, which every pixel then reads alike, and the words'
+  own maps stay flat (``ModelSpec.text_layers``);
 - a DDPM training schedule (SD's scaled-linear betas) and a DPM-Solver++
   scheduler for sampling.
+
+The defaults are the shipped model's recipe (``daamset train-embedded --out DIR
+--threads 2 --ship`` reproduces ``pipeline/assets/embedded``; about 1.5 hours on
+2 CPU cores). ``--ship`` copies the result in float16 to the embedded model's
+folder (``ship_model``).
 
 Everything is derived from ``seed``: the initial weights, and the batch, noise
 and timesteps of step ``t`` (seeded by ``(seed, phase, t)``), so a run that is
@@ -62,6 +70,7 @@ __all__ = [
     "build_pipeline",
     "train_embedded",
     "read_loss_log",
+    "ship_model",
     "train_from_args",
 ]
 
@@ -73,16 +82,23 @@ _BOS, _EOS = VOCAB_SIZE - 2, VOCAB_SIZE - 1
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """Sizes of the embedded model (the defaults give ~20 MB of float32 weights)."""
+    """Sizes of the embedded model (the defaults: ~6M U-Net parameters, ~13 MB in float16)."""
 
     image_size: int = IMAGE_SIZE
-    vae_channels: tuple[int, ...] = (16, 32)  # one 2x downsampling
-    latent_channels: int = 4
+    vae_channels: tuple[int, ...] = (16, 32, 32)  # two 2x downsamplings: 64x64x3 <-> 16x16x8
+    latent_channels: int = 8  # more than SD's 4 so that 4x downsampling still keeps thin parts
     unet_channels: tuple[int, ...] = (64, 128, 128)
+    # cross-attention at the 16x16 and 8x8 levels (DAAM's maps), none at 4x4 (as SD has none at its lowest)
+    unet_cross_attention: tuple[bool, ...] = (True, True, False)
     unet_layers_per_block: int = 1
+    norm_groups: int = 32
     attention_heads: int = 4
     text_hidden: int = 64
-    text_layers: int = 3
+    # no transformer layers: each token's state is its own (embedding + position), so the
+    # padding tokens carry no caption. With 3 jointly trained causal layers the padding
+    # (which sees the whole caption) took 80-88% of cross-attention, flat over the image,
+    # and the words' DAAM maps stayed flat (measured at step 1000 of this recipe).
+    text_layers: int = 0
     text_heads: int = 4
 
     @property
@@ -107,10 +123,10 @@ def build_components(spec: ModelSpec, seed: int) -> tuple[AutoencoderKL, UNet2DC
         # no self-attention at 32x32: it would dominate CPU time and flat shapes do not need it
         mid_block_add_attention=False,
     )
-    n = len(spec.unet_channels)
-    # the full-resolution level is convolutional; cross-attention at every lower one
-    down = ("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (n - 1)
-    up = ("CrossAttnUpBlock2D",) * (n - 1) + ("UpBlock2D",)
+    if len(spec.unet_cross_attention) != len(spec.unet_channels):
+        raise ValueError(f"unet_cross_attention needs one flag per level of unet_channels {spec.unet_channels}")
+    down = tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in spec.unet_cross_attention)
+    up = tuple("CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(spec.unet_cross_attention))
     unet = UNet2DConditionModel(
         sample_size=spec.latent_size,
         in_channels=spec.latent_channels,
@@ -121,7 +137,7 @@ def build_components(spec: ModelSpec, seed: int) -> tuple[AutoencoderKL, UNet2DC
         layers_per_block=spec.unet_layers_per_block,
         cross_attention_dim=spec.text_hidden,
         attention_head_dim=spec.attention_heads,  # diffusers' legacy name: this is the number of heads
-        norm_num_groups=32,
+        norm_num_groups=spec.norm_groups,
     )
     text_encoder = CLIPTextModel(
         CLIPTextConfig(
@@ -275,12 +291,12 @@ def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 def train_embedded(
     out_dir: str | Path,
     *,
-    steps: int = 30000,
+    steps: int = 3000,
     batch_size: int = 32,
     seed: int = 0,
     device: str = "auto",
-    lr: float = 5e-4,
-    vae_steps: int = 1500,
+    lr: float = 1e-3,
+    vae_steps: int = 600,
     vae_batch_size: int = 16,
     vae_lr: float = 1e-3,
     caption_dropout: float = 0.1,
@@ -479,6 +495,44 @@ def _train_unet(vae, unet, text_encoder, tokenizer, opt, ema, params, seed, star
     checkpoint("unet", steps)
 
 
+# -------------------------------------------------------------------- shipping
+
+
+def ship_model(out_dir: str | Path, dest: str | Path | None = None) -> Path:
+    """Copy the trained pipeline ``out_dir/model`` to ``dest`` in float16 (what the repository ships).
+
+    ``dest`` defaults to the embedded model's folder (``pipeline.models.EMBEDDED_DIR``).
+    The folder is replaced whole, at the last moment, and gets ``training.json``
+    (the run's arguments and the loss at both ends) beside the weights.
+    """
+    import shutil
+    import tempfile
+
+    from pipeline.models import EMBEDDED_DIR, load_pipeline
+
+    out = Path(out_dir)
+    dest = Path(dest) if dest is not None else EMBEDDED_DIR
+    pipe = load_pipeline(str(out / "model"), dtype="float16", device="cpu")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    old = dest.with_name(f".{dest.name}.old")
+    try:
+        pipe.save_pretrained(tmp, safe_serialization=True)
+        unet_log = [e for e in read_loss_log(out) if e["phase"] == "unet"]
+        provenance = json.loads((out / "training.json").read_text(encoding="utf-8"))
+        if unet_log:
+            provenance["unet_loss"] = {"first": unet_log[0], "last": unet_log[-1]}
+        write_json(tmp / "training.json", provenance, indent=2)
+        shutil.rmtree(old, ignore_errors=True)
+        if dest.exists():
+            dest.rename(old)
+        tmp.rename(dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+    return dest
+
+
 # ---------------------------------------------------------------- command line
 
 
@@ -501,6 +555,8 @@ def train_from_args(args: argparse.Namespace) -> Path:
         resume=not args.no_resume,
         spec=ModelSpec(unet_channels=tuple(args.unet_channels)) if args.unet_channels else ModelSpec(),
     )
+    if args.ship is not None:
+        log.info("shipped float16 weights to %s", ship_model(args.out, args.ship or None))
     entries = [e for e in read_loss_log(args.out) if e["phase"] == "unet"]
     if entries:
         log.info("model saved to %s; U-Net loss %.4f (step %d) -> %.4f (step %d)",

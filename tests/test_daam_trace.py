@@ -157,7 +157,7 @@ def test_wrapper_exposes_the_original_signature(embedded_pipe):
         assert inspect.signature(attn.processor.__call__) == inspect.signature(attn.processor.original)
 
 
-def test_half_precision_model_accumulates_in_float32(daamset_cache):
+def test_half_precision_model_accumulates_in_float32():
     from pipeline.models import load_pipeline
 
     pipe = load_pipeline("embedded", dtype="bfloat16", device="cpu")

@@ -11,11 +11,12 @@ import pytest
 
 from pipeline.config import ConfigError, ExtractConfig, RunConfig, load_config
 from pipeline.contracts import OBJECTS, PROMPTS, SKIPPED, WORDS, RunDir
+from pipeline.scenes import NOUNS
 from pipeline.vocabulary import category_names
 from stages import extract
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_CORPUS = REPO / "configs" / "prompts" / "default.txt"
+DEFAULT_CORPUS = REPO / "configs" / "prompts" / "everyday.txt"
 CAPTIONS = REPO.parent / "shared" / "data" / "captions_val2017_first1000.json"
 
 
@@ -42,7 +43,7 @@ def test_outputs_follow_the_contract(tmp_path: Path) -> None:
     assert prompts.column("prompt_id").to_pylist() == list(range(len(lines)))  # the shipped corpus: nothing skipped
     assert prompts.column("prompt").to_pylist() == lines
     assert prompts.column("source_row").to_pylist() == list(range(len(lines)))
-    assert set(prompts.column("source").to_pylist()) == {"default.txt"}
+    assert set(prompts.column("source").to_pylist()) == {"everyday.txt"}
     assert summary == {
         "prompts": len(lines),
         "words": words.num_rows,
@@ -70,8 +71,15 @@ def test_outputs_follow_the_contract(tmp_path: Path) -> None:
     assert max(per_prompt.column("object_index_count").to_pylist()) >= 3
 
 
-def test_the_default_config_points_at_the_shipped_corpus() -> None:
-    assert Path(load_config().corpus) == DEFAULT_CORPUS.resolve()
+def test_the_default_config_points_at_the_scene_corpus(tmp_path: Path) -> None:
+    # the embedded model's world: every caption is used and every object is one of its nouns
+    scenes = REPO / "configs" / "prompts" / "scenes.txt"
+    assert Path(load_config().corpus) == scenes.resolve()
+    run = RunDir(tmp_path / "run")
+    summary = extract.run(run, config(scenes))
+    assert summary["skipped"] == 0 and summary["prompts"] == 24
+    heads = {c.split()[-1] for c in table(run.objects).column("category").to_pylist()}  # "teal boat" -> "boat"
+    assert heads <= set(NOUNS) and len(heads) >= 6
 
 
 def test_shipped_corpus_fits_coco80(tmp_path: Path) -> None:

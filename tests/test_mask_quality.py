@@ -123,3 +123,22 @@ def test_swapped_maps_score_low_and_missing_objects_are_misses(tmp_path: Path, s
     assert summary["generation_accuracy"] == 0.0
     assert summary["noun_miou_with_misses"]["0.4"] == 0.0
     assert summary["noun_miou"]["0.4"] is None  # no noun was drawn
+
+
+def test_small_benchmark_run_is_in_range_of_the_reported_figures(tmp_path: Path) -> None:
+    """The shipped model through the real dataset run on a few held-out captions (CPU, ~1 min).
+
+    The reported figures are the full benchmark's (benchmarks/results/mask_quality.json,
+    written by ``mask_quality.py --report``); a few captions give the same figures
+    within sampling noise, far above the whole-image baseline.
+    """
+    reported = json.loads((ROOT / "benchmarks" / "results" / "mask_quality.json").read_text())
+    out = tmp_path / "bench"
+    assert mq.main(["--out", str(out), "--n", "12"]) == 0
+    small = json.loads((out / "benchmark" / "summary.json").read_text())
+    assert small["n_images"] == 12 and small["n_objects_requested"] >= 20
+    assert abs(small["generation_accuracy"] - reported["generation_accuracy"]) <= 0.2
+    for tau in ("0.3", "0.4", "0.5"):
+        assert abs(small["noun_miou"][tau] - reported["noun_miou"][tau]) <= 0.2, tau
+    assert small["noun_miou"]["0.4"] > small["baseline_miou"]["0.4"] + 0.15
+    assert small["segm_AP"]["0.4"] is not None and small["bbox_AP"]["0.4"] is not None

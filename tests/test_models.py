@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from pipeline.architectures import build_pipeline, configs
 from pipeline.clip_tokenizer import clip_tokenizer, clip_vocab_and_merges
 from pipeline.daam.processor import cross_attention_layers
-from pipeline.models import EMBEDDED_VERSION, ModelNotFoundError, build_embedded_model, embedded_model_path, load_pipeline
+from pipeline.models import EMBEDDED_DIR, ModelNotFoundError, embedded_model_path, load_pipeline
 
 
 def test_clip_tokenizer_matches_openai_clip():
@@ -27,43 +27,54 @@ def test_clip_tokenizer_matches_openai_clip():
     assert len(set(ids)) == 3
 
 
-def _digest(folder: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
-
-
-def test_embedded_model_is_built_once_atomically_and_deterministically(daamset_cache, tmp_path):
+def test_embedded_model_is_the_shipped_float16_folder():
     folder = embedded_model_path()
-    assert folder == daamset_cache / f"embedded-{EMBEDDED_VERSION}"
-    assert (folder / "model_index.json").exists()
-    assert embedded_model_path() == folder  # cached: no rebuild
-    assert not [p for p in daamset_cache.iterdir() if p.name.startswith(".")]  # no temp dir left
-    rebuilt = tmp_path / "again"
-    build_embedded_model(rebuilt)
-    weights = {k: v for k, v in _digest(folder).items() if k.endswith(".safetensors")}
-    assert weights and weights == {k: v for k, v in _digest(rebuilt).items() if k.endswith(".safetensors")}
+    assert folder == EMBEDDED_DIR and folder.is_relative_to(Path(__file__).resolve().parent.parent / "pipeline")
     index = json.loads((folder / "model_index.json").read_text())
     assert index["_class_name"] == "StableDiffusionPipeline" and index["safety_checker"] == [None, None]
+    weights = sorted(folder.rglob("*.safetensors"))
+    assert {p.parent.name for p in weights} == {"unet", "vae", "text_encoder"}
+    assert sum(p.stat().st_size for p in weights) < 40e6  # small enough to ship in the repository
+    from safetensors import safe_open
+
+    for path in weights:
+        with safe_open(path, "pt") as f:
+            assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}, path
+    provenance = json.loads((folder / "training.json").read_text())
+    assert provenance["seed"] == 0 and provenance["unet_loss"]["last"]["loss"] < provenance["unet_loss"]["first"]["loss"]
 
 
-def test_embedded_pipeline_loads_like_a_real_model(embedded_pipe):
+def test_embedded_pipeline_loads_offline_and_generates_deterministically(embedded_pipe, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     pipe = embedded_pipe
     assert type(pipe).__name__ == "StableDiffusionPipeline"
-    assert pipe.safety_checker is None
+    assert pipe.safety_checker is None and pipe.unet.dtype == torch.float32  # float16 on disk, float32 on the CPU
     assert pipe.tokenizer("a photo of a cat")["input_ids"] == [49406, 320, 1125, 539, 320, 2368, 49407]
     assert pipe.unet.config.sample_size * pipe.vae_scale_factor == 64  # small default image
-    out = pipe("a teapot", num_inference_steps=2, output_type="np")
-    assert out.images.shape == (1, 64, 64, 3)
-    # the same folder through the local-path route gives the same model
+
+    def draw(p):  # noqa: ANN001, ANN202
+        g = torch.Generator().manual_seed(5)
+        return p("a yellow sun above a red house", num_inference_steps=4, generator=g, output_type="np").images
+
+    first = draw(pipe)
+    assert first.shape == (1, 64, 64, 3)
+    np.testing.assert_array_equal(first, draw(pipe))
+    # the same folder through the local-path route gives the same model and the same picture
     again = load_pipeline(str(embedded_model_path()), device="cpu")
     for (name, a), (_, b) in zip(pipe.unet.state_dict().items(), again.unet.state_dict().items()):
         assert torch.equal(a, b), name
+    np.testing.assert_array_equal(first, draw(again))
 
 
-def test_load_options(daamset_cache):
+def test_missing_embedded_weights_fail_clearly(tmp_path, monkeypatch):
+    import pipeline.models as models
+
+    monkeypatch.setattr(models, "EMBEDDED_DIR", tmp_path / "embedded")
+    with pytest.raises(ModelNotFoundError, match="embedded model's weights are missing"):
+        load_pipeline("embedded")
+
+
+def test_load_options():
     pipe = load_pipeline("embedded", dtype="bfloat16", device="cpu", scheduler="EulerDiscreteScheduler")
     assert pipe.unet.dtype == torch.bfloat16
     assert type(pipe.scheduler).__name__ == "EulerDiscreteScheduler"

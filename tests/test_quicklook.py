@@ -12,7 +12,7 @@ from pipeline.daam import HeatMap
 
 
 def test_maps_command_writes_image_heat_maps_and_picture(
-    tmp_path: Path, daamset_cache: Path, capsys
+    tmp_path: Path, capsys
 ) -> None:
     out = tmp_path / "maps"
     assert main(["maps", "a cat and a dog", "a dog chasing another dog", "--out", str(out), "--steps", "3"]) == 0

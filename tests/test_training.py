@@ -52,7 +52,7 @@ def test_saved_pipeline_reloads_and_generates_deterministically(trained: tuple[P
     model, _ = trained
     pipe = StableDiffusionPipeline.from_pretrained(model)
     assert pipe.tokenizer("a photo of a cat").input_ids == [49406, 320, 1125, 539, 320, 2368, 49407]
-    assert pipe.vae_scale_factor == 2 and pipe.unet.config.sample_size * 2 == 64
+    assert pipe.vae_scale_factor == 4 and pipe.unet.config.sample_size * 4 == 64
     assert pipe.vae.config.scaling_factor != 0.18215  # measured on scene latents, not SD's
     # the text encoder attends causally, as CLIP's does: a later word does not change an earlier token
     ids = [pipe.tokenizer(p, padding="max_length", return_tensors="pt").input_ids for p in ("a red house", "a red ball")]
@@ -66,6 +66,23 @@ def test_saved_pipeline_reloads_and_generates_deterministically(trained: tuple[P
 
     a, b, c = draw(1), draw(1), draw(2)
     assert a.shape == (64, 64, 3) and (a == b).all() and not (a == c).all()
+
+
+def test_ship_writes_float16_weights_that_load_as_a_pipeline(trained: tuple[Path, list[list[str]]], tmp_path: Path) -> None:
+    model, _ = trained
+    dest = tmp_path / "shipped"
+    (dest / "stale").mkdir(parents=True)  # an older shipped folder is replaced whole
+    assert T.ship_model(model.parent, dest) == dest
+    assert not (dest / "stale").exists() and not list(tmp_path.glob(".shipped*"))
+    full, half = load_file(model / "unet/diffusion_pytorch_model.safetensors"), load_file(dest / "unet/diffusion_pytorch_model.safetensors")
+    assert {t.dtype for t in half.values()} == {torch.float16}
+    assert all(torch.equal(full[k].half(), half[k]) for k in full)
+    provenance = __import__("json").loads((dest / "training.json").read_text())
+    assert provenance["seed"] == 5 and provenance["unet_loss"]["last"]["step"] == 3
+    from pipeline.models import load_pipeline
+
+    pipe = load_pipeline(str(dest), device="cpu")
+    assert pipe.unet.dtype == torch.float32 and type(pipe.scheduler).__name__ == "DPMSolverMultistepScheduler"
 
 
 def test_resume_continues_the_same_trajectory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
