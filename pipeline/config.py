@@ -47,7 +47,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class ModelConfig:
-    # "embedded" (the model the project builds offline), a hub id, or a local folder.
+    # "embedded" (the model the project trains and ships, pipeline/assets/embedded), a hub id, or a local folder.
     id: str = "embedded"
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     # "auto" picks CUDA when there is one, else CPU.
