@@ -51,6 +51,7 @@ sys.path.insert(0, str(ROOT))
 
 from pipeline import coco, masks  # noqa: E402
 from pipeline.atomic import write_json, write_text  # noqa: E402
+from pipeline.config import load_config  # noqa: E402
 from pipeline.contracts import RunDir  # noqa: E402
 from pipeline.daam import HeatMap  # noqa: E402
 from pipeline.metrics import coco_ap  # noqa: E402
@@ -204,10 +205,10 @@ def evaluate_run(run_dir: str | Path, taus: Sequence[float] = TAUS) -> dict[str,
     for o in objects:
         per_noun[o["noun"]]["requested"] += o["requested"]
         per_noun[o["noun"]]["drawn"] += o["drawn"]
-    heatmap = yaml.safe_load(run.config.read_text(encoding="utf-8")).get("heatmap", {}) if run.config.exists() else {}
+    resolutions = load_config(run.config).heatmap.resolutions if run.config.exists() else None
     summary = {
         "run_dir": str(run.root),
-        "heatmap_resolutions": heatmap.get("resolutions"),  # None: every cross-attention layer (the method)
+        "heatmap_resolutions": resolutions,  # None: every cross-attention layer (the method)
         "n_images": len(rows),
         "n_objects_requested": sum(o["requested"] for o in objects),
         "generation_accuracy": sum(o["drawn"] for o in objects) / max(1, sum(o["requested"] for o in objects)),

@@ -15,28 +15,31 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import pyarrow.parquet as pq
+import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline.atomic import atomic_path  # noqa: E402
+from pipeline.atomic import atomic_path, read_parquet  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
-from pipeline.contracts import RunDir  # noqa: E402
+from pipeline.contracts import GENERATED, INSTANCES, OBJECTS, PROMPTS, RunDir  # noqa: E402
 from pipeline.daam import HeatMap  # noqa: E402
 from pipeline.masks import decode  # noqa: E402
 from pipeline.overlay import draw_instances, word_grid  # noqa: E402
+from stages.export import read_partitions  # noqa: E402
 
 
 def preview_rows(run_dir: Path, image_ids: Sequence[int], min_side: int = 160) -> Image.Image:
     """The picture: one ``word_grid`` row per image, stacked."""
     run = RunDir(run_dir)
     config = load_config(run.config)
-    generated = {r["image_id"]: r for p in sorted(run.generate.glob("part-*.parquet")) for r in pq.read_table(p).to_pylist()}
-    prompts = {r["prompt_id"]: r["prompt"] for r in pq.read_table(run.prompts).to_pylist()}
-    objects = pq.read_table(run.objects).to_pylist()
-    instances = [r for p in sorted(run.annotate.glob("instances-*.parquet")) for r in pq.read_table(p).to_pylist()]
+    generated = {r["image_id"]: r for r in read_partitions(run.generate, "part-*.parquet", GENERATED).to_pylist()}
+    prompts = {r["prompt_id"]: r["prompt"] for r in read_parquet(run.prompts, PROMPTS).to_pylist()}
+    objects = read_parquet(run.objects, OBJECTS).to_pylist()
+    instances = read_partitions(run.annotate, "instances-*.parquet", INSTANCES).to_pandas()
+    # the main tau's instances, matched as export matches them (tau is stored as float32)
+    instances = instances[np.isclose(instances["tau"], config.annotate.tau)]
     rows = []
     for image_id in image_ids:
         if image_id not in generated:
@@ -50,7 +53,7 @@ def preview_rows(run_dir: Path, image_ids: Sequence[int], min_side: int = 160) -
             for o in objects
             if o["prompt_id"] == g["prompt_id"]
         }
-        mine = [r for r in instances if r["image_id"] == image_id and abs(r["tau"] - config.annotate.tau) < 1e-6]  # tau is stored as float32
+        mine = instances[instances["image_id"] == image_id].to_dict("records")
         drawn = draw_instances(
             image,
             [decode({"size": [r["height"], r["width"]], "counts": r["rle_counts"]}) for r in mine],
